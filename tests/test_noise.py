@@ -31,7 +31,7 @@ def slope_db_per_octave(x: torch.Tensor, low=100.0, high=4000.0) -> float:
     return float(np.polyfit(np.log2(freqs[band]), 10 * np.log10(psd[band]), 1)[0])
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _talker(n: int, seed: int) -> torch.Tensor:
     return babble_noise(n, SR, rng=seed, n_talkers=1)
 
@@ -119,11 +119,20 @@ def test_babble_from_given_talkers():
 
 
 # ---------------------------------------------------------------------------------- mixing
+@functools.cache
+def _scene_noise(kind: str, n: int) -> torch.Tensor:
+    return make_noise(kind, n, SR, rng=2)
+
+
+def scene_noise(kind: str, n: int) -> torch.Tensor:
+    return _scene_noise(kind, n).clone()
+
+
 @pytest.mark.parametrize("kind", ["white", "babble", "car", "street"])
 @pytest.mark.parametrize("target", [-10.0, -5.0, 0.0, 5.0, 12.5, 30.0])
 def test_mix_at_snr_is_exact(kind, target):
-    speech = speech_like()
-    noise = make_noise(kind, len(speech) + 500, SR, rng=2) * 0.37
+    speech = speech_like(SR)
+    noise = scene_noise(kind, SR + 500) * 0.37
     mixture, scaled = mix_at_snr(speech, noise, target)
     assert mixture.shape == scaled.shape == speech.shape
     assert torch.allclose(mixture, speech + scaled)
