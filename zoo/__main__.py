@@ -121,13 +121,10 @@ def cmd_enhance(args) -> None:
 
     for path in tqdm(inputs, desc="files", unit="file", disable=len(inputs) == 1):
         noisy = load_audio(path, sample_rate=checkpoint.model.stft.sample_rate)
-        result = enhance(noisy, checkpoint.model, checkpoint.guide, method=args.method,
+        result = enhance([noisy], checkpoint.model, checkpoint.guide, method=args.method,
                          iterations=args.iterations, noise_rank=args.noise_rank,
                          device=args.device, seed=args.seed, progress=len(inputs) == 1,
-                         names=[str(path)])[0] if False else enhance(
-            [noisy], checkpoint.model, checkpoint.guide, method=args.method,
-            iterations=args.iterations, noise_rank=args.noise_rank, device=args.device,
-            seed=args.seed, progress=len(inputs) == 1, names=[str(path)])[0]
+                         names=[str(path)])[0]
         if single_file:
             target = output
         else:

@@ -11,8 +11,6 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import torch
-
 from zoo.config import is_quick, quick
 
 #: The demo's own small corpus: its seed differs from the shipped prior's training corpus, so every
@@ -57,8 +55,12 @@ def run_demo(out_dir="demo_out", prior_path=None, iterations: int | None = None,
     from zoo.data.corpus import synth_corpus
     from zoo.data.noise import make_noise, mix_at_snr
     from zoo.enhance import enhance
-    from zoo.enhance.baselines import learn_speech_dictionary, nmf_enhance, spectral_subtraction
-    from zoo.enhance.baselines import wiener_filter
+    from zoo.enhance.baselines import (
+        learn_speech_dictionary,
+        nmf_enhance,
+        spectral_subtraction,
+        wiener_filter,
+    )
     from zoo.metrics import evaluate
 
     say = print if verbose else (lambda *a, **k: None)
