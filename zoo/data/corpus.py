@@ -441,12 +441,12 @@ class SequenceDataset(Dataset):
             if starts[-1] + seq_len < n:
                 starts.append(n - seq_len)
             self.chunks += [(i, s) for s in starts]
-        if too_short:
-            warnings.warn(f"SequenceDataset({split!r}): {len(too_short)} utterance(s) shorter than "
-                          f"seq_len={seq_len} frames give no chunk: {too_short[:5]}", stacklevel=2)
         if not self.chunks:
             raise ZooInputError(f"seq_len={seq_len}: longer than every utterance of split "
                                 f"{split!r} of {corpus.root}")
+        if too_short:
+            warnings.warn(f"SequenceDataset({split!r}): {len(too_short)} utterance(s) shorter than "
+                          f"seq_len={seq_len} frames give no chunk: {too_short[:5]}", stacklevel=2)
 
     def __len__(self) -> int:
         return len(self.chunks)

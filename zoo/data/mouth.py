@@ -100,7 +100,7 @@ def lip_contours(jaw: float, spread: float, round_: float, closure: float,
     ``upper_inner``, ``lower_inner``, ``lower_outer`` (ordinates, y grows downwards), plus the
     scalars ``open_height`` and ``inner_half_width``.
     """
-    half_width = 0.27 * appearance.mouth_width * (1 + 0.18 * spread - 0.28 * round_)
+    half_width = 0.29 * appearance.mouth_width * (1 + 0.18 * spread - 0.28 * round_)
     thickness = appearance.lip_thickness * (1 + 0.4 * round_ - 0.25 * closure)
     upper_height, lower_height = 0.072 * thickness, 0.095 * thickness
     open_height = 0.27 * (0.08 + 0.92 * jaw) * (1 - closure) * (1 - 0.2 * spread)
