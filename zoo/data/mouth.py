@@ -233,6 +233,7 @@ def render_mouth(
     size: int = 64,
     head_motion: float = 1.0,
     lighting: float = 1.0,
+    sensor_noise: float = 1.2,
 ) -> np.ndarray:
     """Draw the mouth for every articulation frame.
 
@@ -244,6 +245,7 @@ def render_mouth(
         size: output height and width in pixels.
         head_motion: scale of the head motion (1: about +-1.5 px, +-3 degrees, +-3 % zoom).
         lighting: scale of the lighting drift (1: gain +-8 %, offset +-6 gray levels).
+        sensor_noise: standard deviation of the white pixel noise, in gray levels.
 
     Returns:
         ``(n_frames, size, size)`` uint8.
@@ -286,6 +288,6 @@ def render_mouth(
     out = out * gain[:, None, None].astype(np.float32) + (
         offset[:, None, None] + slope[:, None, None] * direction
     ).astype(np.float32)
-    if rng is not None:
-        out += 1.2 * rng.standard_normal(out.shape, dtype=np.float32)
+    if rng is not None and sensor_noise > 0:
+        out += sensor_noise * rng.standard_normal(out.shape, dtype=np.float32)
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)

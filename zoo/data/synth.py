@@ -21,8 +21,8 @@ The generative story of one utterance (every random draw from one ``numpy`` Gene
 
 Waveforms are 16 kHz mono float32 with a peak between 0.5 and 0.9 (set by the style: angry is
 loudest, sad quietest), never clipping; the length is padded with silence to a whole number of
-video frames. The synthesizer runs about 60-90 times faster than real time on one core
-(``benchmark_speed``).
+video frames. The synthesizer makes audio and video about 50 times faster than real time on one core
+(:func:`benchmark_speed`; writing the corpus files costs another quarter).
 
 The corpus on disk (``build_synth_corpus``) follows the zoo's corpus format, read back with
 :class:`zoo.data.corpus.Corpus`.
@@ -332,7 +332,7 @@ def plan_timing(rng: np.random.Generator, words: list[list[str]], phrase_sizes: 
 
     ``rate`` divides every duration (speaker rate x style tempo). The details list, one dict per
     segment, holds the release time of stops (``release_s``), whether the vowel is stressed and
-    phrase final, and the phrase index.
+    phrase final, and the phrase index (-1 for pauses).
     """
     segments: list[tuple[str, float, float]] = []
     details: list[dict] = []
@@ -372,9 +372,9 @@ def plan_timing(rng: np.random.Generator, words: list[list[str]], phrase_sizes: 
                     duration = duration + burst + vot
                 add(label, duration / rate, **info)
             if not last_word and rng.random() < 0.15:
-                add(PAUSE, rng.uniform(0.04, 0.09) / rate, phrase=p_index)
+                add(PAUSE, rng.uniform(0.04, 0.09) / rate, phrase=-1)
         pause = rng.uniform(0.18, 0.4) if p_index < len(phrase_sizes) - 1 else rng.uniform(0.2, 0.3)
-        add(PAUSE, pause / rate, phrase=p_index)
+        add(PAUSE, pause / rate, phrase=-1)
     for seg, info in zip(segments, details):
         if "closure_s" in info:
             info["release_s"] = seg[1] + info.pop("closure_s")
@@ -528,12 +528,14 @@ class SynthUtterance:
         articulation: ``(n_video_frames, 4)`` float32 articulation of each video frame (the
             ground truth behind the frames, columns ``ARTICULATORS``).
         meta: speaker, style, phones, words, f0 statistics, fps, n_samples, ...
+        f0_hz: ``(n_control_frames,)`` F0 every 5 ms (:data:`CONTROL_RATE`), NaN where unvoiced.
     """
 
     audio: np.ndarray
     frames: np.ndarray
     articulation: np.ndarray
     meta: dict
+    f0_hz: np.ndarray
 
 
 def synthesize_utterance(speaker: Speaker, style: str, rng: np.random.Generator,
@@ -732,7 +734,8 @@ def synthesize_utterance(speaker: Speaker, style: str, rng: np.random.Generator,
         "n_video_frames": int(n_video),
         "sample_rate": sr,
     }
-    return SynthUtterance(audio, frames, art_video.astype(np.float32), meta)
+    f0_track = np.where(voiced_ctrl, f0_ctrl, np.nan)
+    return SynthUtterance(audio, frames, art_video.astype(np.float32), meta, f0_track)
 
 
 # ====================================================================== corpus
