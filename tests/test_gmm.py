@@ -25,6 +25,15 @@ from zoo.gmm import (
 )
 
 
+@pytest.fixture(autouse=True, scope="module")
+def single_thread():
+    """These tensors are tiny: on a shared 2-core runner extra threads only add waiting."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 def blobs(n_points=400, seed=0, separation=6.0):
     """Three well-separated, correlated 2-D clusters (float64) and their labels."""
     g = torch.Generator().manual_seed(seed)
