@@ -71,6 +71,9 @@ def mlp(
         dropout: dropout probability after each hidden activation.
     """
     sizes = _check_sizes(sizes, "mlp")
+    for name in (activation, out_activation):
+        if name is not None:
+            activation_layer(name)  # an unknown name is an error even where it would go unused
     layers: list[nn.Module] = []
     for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
         layers.append(nn.Linear(n_in, n_out))

@@ -65,6 +65,7 @@ from pyro.infer import Trace_ELBO
 from pyro.optim import PyroOptim
 from pyro.optim.clipped_adam import ClippedAdam
 from pyro.poutine.scale_messenger import ScaleMessenger
+from pyro.poutine.util import site_is_subsample
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
@@ -327,6 +328,7 @@ def _model_callable(model):
 
 
 def _module_of(fn):
+    """The module holding ``fn``'s parameters: ``fn`` itself or the owner of a bound method."""
     if isinstance(fn, torch.nn.Module):
         return fn
     owner = getattr(fn, "__self__", None)
@@ -400,15 +402,17 @@ def _nonfinite_report(model_call, guide_call, batch: dict, modules) -> list[str]
         for name, param in module.named_parameters():
             if not torch.isfinite(param).all():
                 problems.append(f"parameter {type(module).__name__}.{name} is NaN/Inf")
-    with torch.no_grad():
+    # Without argument validation, NaN parameters reach the sites and show up there.
+    with torch.no_grad(), pyro.validation_enabled(False):
         try:
             guide_trace = poutine.trace(guide_call).get_trace()
             model_trace = poutine.trace(poutine.replay(model_call, trace=guide_trace)).get_trace()
         except Exception as error:  # report what the trace itself chokes on
-            return problems + [f"running model/guide on the batch raised: {error}"]
+            first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
+            return problems + [f"running model/guide on the batch raised: {first_line}"]
         for which, trace in (("guide", guide_trace), ("model", model_trace)):
             for name, site in trace.nodes.items():
-                if site["type"] != "sample":
+                if site["type"] != "sample" or site_is_subsample(site):
                     continue
                 value = site["value"]
                 if torch.is_tensor(value) and value.is_floating_point():
@@ -418,11 +422,22 @@ def _nonfinite_report(model_call, guide_call, batch: dict, modules) -> list[str]
                 try:
                     log_prob = site["fn"].log_prob(value)
                 except Exception as error:
-                    problems.append(f"{which} site {name!r}: log_prob raised {error}")
+                    first_line = str(error).splitlines()[0] if str(error) else ""
+                    problems.append(f"{which} site {name!r}: log_prob raised {first_line}")
                     continue
                 if not torch.isfinite(log_prob).all():
                     problems.append(f"{which} site {name!r} has a NaN/Inf log_prob")
     return problems
+
+
+def _raise_if_non_finite(error, run_model, run_guide, batch, modules) -> None:
+    """Turn a distribution's argument error caused by NaN/Inf into a NonFiniteLossError."""
+    # Distribution argument checks reject NaN parameters before any loss exists.
+    problems = _nonfinite_report(run_model, run_guide, batch, modules)
+    if any("NaN/Inf" in problem for problem in problems):
+        raise NonFiniteLossError(
+            f"a distribution got non-finite arguments; on this batch: {'; '.join(problems)}"
+        ) from error
 
 
 # ----------------------------------------------------------------------------- evaluation
@@ -456,7 +471,8 @@ def evaluate(model, guide, data, *, loss=None, batch_size=None, seed=0) -> dict:
     loss = loss if loss is not None else Trace_ELBO()
     model_call = _Caller(_model_callable(model), "model")
     guide_call = _Caller(guide, "guide")
-    modules = [m for m in (_module_of(model_call.fn), _module_of(guide)) if m is not None]
+    modules = [m for m in (_module_of(model) or _module_of(model_call.fn), _module_of(guide))
+               if m is not None]
     device = next((p.device for m in modules for p in m.parameters()), torch.device("cpu"))
     batches = _Batches(data, batch_size, False, torch.Generator(), device, 0, "data")
     with _isolated_params(modules):
@@ -471,11 +487,18 @@ def _evaluate(model_call, guide_call, modules, batches, loss, seed, device, obse
     was_training = [m.training for m in modules]
     for module in modules:
         module.eval()
-    total, n_items, n_frames = 0.0, 0, 0.0
-    count_frames = frame_counts is None or not frame_counts
+    total, n_items = 0.0, 0
+    if frame_counts is None:
+        frame_counts = []
     with torch.random.fork_rng(devices=devices), torch.no_grad():
+        if not frame_counts:  # a model run per batch, before the random numbers are fixed
+            for batch, index in batches:
+                batch, index = _to_device(batch, index, device)
+                m_kwargs = model_call.kwargs(batch, index)
+                frame_counts.append(_count_frames(lambda m_kwargs=m_kwargs: model_call.fn(
+                    **m_kwargs), observed_sites, _n_items(batch)))
         torch.manual_seed(seed)
-        for i, (batch, index) in enumerate(batches):
+        for batch, index in batches:
             batch, index = _to_device(batch, index, device)
             m_kwargs = model_call.kwargs(batch, index)
             g_kwargs = guide_call.kwargs(batch, index)
@@ -487,15 +510,8 @@ def _evaluate(model_call, guide_call, modules, batches, loss, seed, device, obse
                 return guide_call.fn(**g_kwargs)
 
             total -= float(loss.loss(run_model, run_guide))
-            n = _n_items(batch)
-            n_items += n
-            if count_frames:
-                frames = _count_frames(run_model, observed_sites, n)
-                if frame_counts is not None:
-                    frame_counts.append(frames)
-            else:
-                frames = frame_counts[i]
-            n_frames += frames
+            n_items += _n_items(batch)
+    n_frames = sum(frame_counts)
     for module, training in zip(modules, was_training):
         module.train(training)
     return {
@@ -615,7 +631,8 @@ def fit(
         )
     device = default_device(device)
     model_fn = _model_callable(model)
-    modules = [m for m in (_module_of(model_fn), _module_of(guide)) if m is not None]
+    model_module, guide_module = _module_of(model) or _module_of(model_fn), _module_of(guide)
+    modules = [m for m in (model_module, guide_module) if m is not None]
     for module in modules:
         module.to(device)
     model_call, guide_call = _Caller(model_fn, "model"), _Caller(guide, "guide")
@@ -663,7 +680,7 @@ def fit(
         start_epoch = 0
         if resume:
             start_epoch, history, best, bad_epochs = _resume(
-                checkpoint, settings, model_fn, guide, state, generator, device
+                checkpoint, settings, model_module, guide_module, state, generator, device
             )
         observed_sites = getattr(model, "observed_sites", ("x",))
         val_frame_counts: list = []  # frames per validation batch, counted at the first epoch
@@ -696,16 +713,16 @@ def fit(
                     best = {
                         "epoch": epoch + 1,
                         "val": history.val_elbo[-1] if val is not None else None,
-                        "model": _state_dict_cpu(_module_of(model_fn)),
-                        "guide": _state_dict_cpu(_module_of(guide)),
+                        "model": _state_dict_cpu(model_module),
+                        "guide": _state_dict_cpu(guide_module),
                     }
                     history.best_epoch = epoch + 1
                 if patience is not None and bad_epochs >= patience:
                     history.stopped_early = True
                 history.epoch_seconds.append(time.perf_counter() - started)
                 if checkpoint is not None:
-                    _save(checkpoint, model_fn, guide, state, generator, device, history, best,
-                          bad_epochs, settings)
+                    _save(checkpoint, model_module, guide_module, state, generator, device,
+                          history, best, bad_epochs, settings)
                 postfix = {"elbo": f"{train_elbo:.4g}"}
                 if val is not None:
                     postfix["val"] = f"{history.val_elbo[-1]:.4g}"
@@ -714,8 +731,8 @@ def fit(
         finally:
             bar.close()
         if val is not None and best["model"] is not None:
-            _load_weights(_module_of(model_fn), best["model"])
-            _load_weights(_module_of(guide), best["guide"])
+            _load_weights(model_module, best["model"])
+            _load_weights(guide_module, best["guide"])
         return history
 
 
@@ -757,11 +774,23 @@ class _Trainer:
         batch, index = _to_device(*next(iter(train)), device)
         # One run of guide and model on a first batch: builds lazily created parameters (e.g.
         # AutoNormal's) before the optimizer is made, and shows which sites and params exist.
-        guide_trace = poutine.trace(lambda: guide_call.fn(**guide_call.kwargs(batch, index)))
-        guide_trace = guide_trace.get_trace()
-        model_trace = poutine.trace(poutine.replay(
-            lambda: model_call.fn(**model_call.kwargs(batch, index)), trace=guide_trace
-        )).get_trace()
+        def run_model():
+            return model_call.fn(**model_call.kwargs(batch, index))
+
+        def run_guide():
+            return guide_call.fn(**guide_call.kwargs(batch, index))
+
+        try:
+            guide_trace = poutine.trace(run_guide).get_trace()
+            model_trace = poutine.trace(poutine.replay(run_model, trace=guide_trace)).get_trace()
+        except ValueError as error:
+            try:
+                _raise_if_non_finite(error, run_model, run_guide, batch, modules)
+            except NonFiniteLossError as non_finite:
+                raise NonFiniteLossError(
+                    f"fit stopped before training, on the first batch: {non_finite}"
+                ) from error
+            raise
         if loss.max_plate_nesting == math.inf:
             # Set it now (Pyro would guess it by running the model at the first step, which
             # draws random numbers and would make a resumed run differ from an unbroken one).
@@ -772,6 +801,7 @@ class _Trainer:
         guide_latents = [
             name for name, site in guide_trace.nodes.items()
             if site["type"] == "sample" and not site["is_observed"]
+            and not site_is_subsample(site)
         ]
         declared = getattr(model, "latent_sites", None)
         self.latent_sites = tuple(declared) if declared is not None else tuple(guide_latents)
@@ -825,7 +855,19 @@ class _Trainer:
         # Per-data-point objective: gradients and clipping do not depend on the batch size.
         model_fn = poutine.scale(model_fn, scale=1.0 / n)
         guide_fn = poutine.scale(guide_fn, scale=1.0 / n)
-        value = self.loss.loss_and_grads(model_fn, guide_fn)
+        try:
+            if hasattr(self.loss, "differentiable_loss"):
+                # Backpropagate ourselves: Pyro's loss_and_grads only does when it sees param
+                # sites, which a model method called outside its module's context does not emit.
+                loss = self.loss.differentiable_loss(model_fn, guide_fn)
+                value = loss.detach().item()
+                if loss.requires_grad and math.isfinite(value):
+                    loss.backward()
+            else:  # e.g. TraceGraph_ELBO
+                value = float(self.loss.loss_and_grads(model_fn, guide_fn))
+        except ValueError as error:
+            _raise_if_non_finite(error, run_model, run_guide, batch, self.modules)
+            raise
         if not math.isfinite(value):
             self.optimizer.zero_grad(set_to_none=True)
             problems = _nonfinite_report(run_model, run_guide, batch, self.modules)
@@ -857,8 +899,8 @@ class _Trainer:
         return -total / n_items
 
 
-def _save(path, model_fn, guide, state, generator, device, history, best, bad_epochs, settings):
-    model_module, guide_module = _module_of(model_fn), _module_of(guide)
+def _save(path, model_module, guide_module, state, generator, device, history, best, bad_epochs,
+          settings):
     trainer_state = {
         "epoch": history.epoch[-1],
         "settings": settings,
@@ -876,7 +918,7 @@ def _save(path, model_fn, guide, state, generator, device, history, best, bad_ep
               model_state=best["model"], guide_state=best["guide"])
 
 
-def _resume(path, settings, model_fn, guide, state, generator, device):
+def _resume(path, settings, model_module, guide_module, state, generator, device):
     payload = ckpt.read(path)
     trainer = payload["extra"].get("trainer")
     if trainer is None:
@@ -889,7 +931,6 @@ def _resume(path, settings, model_fn, guide, state, generator, device):
             f"resume from {path}: the settings differ from the saved run ({'; '.join(diff)}); "
             "an exact resume needs the same ones (start a new run to change them)"
         )
-    model_module, guide_module = _module_of(model_fn), _module_of(guide)
     ckpt.load_state(model_module, payload["model"], path, "model")  # checks class and config
     if guide_module is not None and payload["guide"] is not None:
         ckpt.load_state(guide_module, payload["guide"], path, "guide")
