@@ -75,10 +75,12 @@ def component_log_densities(x, locs, covariances, covariance_type: str) -> torch
     """``log N(x_n | mu_k, Sigma_k)`` for all points and components: ``(N, K)``.
 
     Full covariances go through their Cholesky factors ``Sigma_k = L_k L_k^T``: the squared
-    Mahalanobis distance is ``|L_k^{-1} (x_n - mu_k)|^2`` and ``log |Sigma_k| = 2 sum log
-    diag L_k``, batched over the K components and over blocks of points.
+    Mahalanobis distance is ``|W_k^T x_n - W_k^T mu_k|^2`` with ``W_k = L_k^{-T}``, and ``log
+    |Sigma_k| = 2 sum log diag L_k``. The K whitening maps sit side by side in one ``(d, K d)``
+    matrix, so each block of points is whitened by all components in one matrix product.
     """
     n_points, dim = x.shape
+    n_components = len(locs)
     const = dim * math.log(2 * math.pi)
     if covariance_type == "full":
         chol, info = torch.linalg.cholesky_ex(covariances)
@@ -87,13 +89,15 @@ def component_log_densities(x, locs, covariances, covariance_type: str) -> torch
             raise ZooInputError(f"covariances of components {bad} are not positive definite")
         eye = torch.eye(dim, dtype=x.dtype, device=x.device)
         whiten = torch.linalg.solve_triangular(chol, eye, upper=False).mT  # (K, d, d)
-        shift = locs.unsqueeze(1) @ whiten  # (K, 1, d)
+        whiten_all = whiten.permute(1, 0, 2).reshape(dim, n_components * dim)
+        shift = (locs.unsqueeze(1) @ whiten).reshape(n_components * dim)
         log_det = 2 * chol.diagonal(dim1=-2, dim2=-1).log().sum(-1)  # (K,)
-        mahalanobis = torch.empty(n_points, len(locs), dtype=x.dtype, device=x.device)
-        block = max(1, _BLOCK_ELEMENTS // (len(locs) * dim))
+        mahalanobis = torch.empty(n_points, n_components, dtype=x.dtype, device=x.device)
+        block = max(1, _BLOCK_ELEMENTS // (n_components * dim))
         for start in range(0, n_points, block):
-            residual = torch.matmul(x[start:start + block], whiten) - shift  # (K, b, d)
-            mahalanobis[start:start + block] = residual.square().sum(-1).T
+            whitened = torch.addmm(shift, x[start:start + block], whiten_all, beta=-1)
+            distances = torch.linalg.vector_norm(whitened.view(-1, n_components, dim), dim=-1)
+            mahalanobis[start:start + block] = distances.square_()
         return -0.5 * (const + log_det + mahalanobis)
     # diagonal / spherical: expand |x - mu|^2 / var into matrix products
     variances = covariances if covariance_type == "diag" else covariances[:, None].expand_as(locs)
@@ -147,18 +151,25 @@ def m_step(x, responsibilities, covariance_type: str, reg_covar: float) -> Mixtu
     counts = responsibilities.sum(0) + 10 * torch.finfo(x.dtype).eps  # (K,)
     locs = responsibilities.T @ x / counts[:, None]
     if covariance_type == "full":
+        # sum_n eta_nk (x_n - c)(x_n - c)^T for all k in one product per block of points, about
+        # the data mean c (which keeps the cancellation in "second moment - mean^2" small)
         n_components, dim = locs.shape
-        scatter = torch.zeros(n_components, dim, dim, dtype=x.dtype, device=x.device)
+        centre = x.mean(0)
+        scatter = torch.zeros(n_components * dim, dim, dtype=x.dtype, device=x.device)
         block = max(1, _BLOCK_ELEMENTS // (n_components * dim))
         for start in range(0, len(x), block):
-            residual = x[start:start + block] - locs[:, None]  # (K, b, d)
-            weighted = residual * responsibilities[start:start + block].T[:, :, None]
-            scatter += weighted.mT @ residual
-        covariances = scatter / counts[:, None, None]
+            centred = x[start:start + block] - centre  # (b, d)
+            weighted = responsibilities[start:start + block, :, None] * centred[:, None, :]
+            scatter.addmm_(weighted.view(len(centred), -1).T, centred)
+        offsets = locs - centre
+        covariances = (scatter.view(n_components, dim, dim) / counts[:, None, None]
+                       - offsets[:, :, None] * offsets[:, None, :])
+        covariances = 0.5 * (covariances + covariances.mT)
         covariances.diagonal(dim1=-2, dim2=-1).add_(reg_covar)
     else:
-        second_moments = responsibilities.T @ x.square() / counts[:, None]
-        covariances = second_moments - locs.square() + reg_covar  # (K, d)
+        centre = x.mean(0)
+        second_moments = responsibilities.T @ (x - centre).square() / counts[:, None]
+        covariances = second_moments - (locs - centre).square() + reg_covar  # (K, d)
         if covariance_type == "spherical":
             covariances = covariances.mean(-1)
     return MixtureParameters(counts / counts.sum(), locs, covariances, covariance_type)
