@@ -8,7 +8,7 @@ from guides import MLPEncoder
 from zoo.data.stft import STFT
 from zoo.errors import ZooInputError
 from zoo.train import evaluate, fit
-from zoo.vae import VAE, SpeechVAE
+from zoo.vae import VAE, ComplexGaussianPower, SpeechVAE
 
 SMALL_STFT = STFT(n_fft=30, hop_length=8)  # 16 frequency bins: fast tests
 
@@ -54,6 +54,19 @@ def test_model_sites_and_itakura_saito_likelihood():
     expected = -(sigma2.log() + x / sigma2).sum(-1)
     torch.testing.assert_close(x_site["fn"].log_prob(x), expected)
     torch.testing.assert_close(vae.log_sigma2(z_site["value"]).exp(), sigma2)
+
+
+def test_complex_gaussian_power_is_the_exponential_with_mean_sigma2():
+    log_sigma2 = torch.randn(3, 5)
+    power = ComplexGaussianPower(log_sigma2)
+    exponential = torch.distributions.Exponential(torch.exp(-log_sigma2))
+    x = torch.rand(3, 5) * 4
+    torch.testing.assert_close(power.log_prob(x), exponential.log_prob(x))
+    torch.manual_seed(0)
+    samples = power.expand((2000, 3, 5)).sample()
+    torch.testing.assert_close(samples.mean(0), log_sigma2.exp(), rtol=0.15, atol=0.0)
+    with pytest.raises(ValueError):
+        ComplexGaussianPower(log_sigma2, validate_args=True).log_prob(-x)
 
 
 def test_any_leading_batch_shape_and_masked_frames_add_nothing():

@@ -594,7 +594,9 @@ def fit(
         batch_size: data points per step; ``None`` = the whole data set in one step.
         lr: learning rate.
         loss: a Pyro ELBO (default ``Trace_ELBO()``; ``TraceEnum_ELBO`` for enumerated discrete
-            latents). JIT-compiled ELBOs are refused (see ``benchmarks/speed.py`` for why).
+            latents). A JIT ELBO (``JitTrace_ELBO``, ``JitTraceEnum_ELBO``, ...) compiles the step
+            once per batch shape: faster on small models (``benchmarks/speed.py``), for models
+            of static structure; validation then uses its non-JIT counterpart.
         optimizer: a torch optimizer class, built as ``optimizer(params, lr=lr)`` (default Pyro's
             ``ClippedAdam``, which clips each gradient element to +-10), or a ``pyro.optim`` one.
         kl_warmup_epochs: epochs over which beta ramps up linearly (0: no warm-up).
@@ -623,11 +625,10 @@ def fit(
     if patience is not None and val_data is None:
         raise ZooInputError("patience needs val_data: early stopping watches the validation ELBO")
     loss = loss if loss is not None else Trace_ELBO()
-    if type(loss).__name__.startswith("Jit"):
+    if _is_jit(loss) and not hasattr(loss, "differentiable_loss"):
         raise ZooInputError(
-            f"loss={type(loss).__name__}: JIT ELBOs bake keyword arguments (our batch dicts) "
-            "into the compiled trace and read parameters from Pyro's global store; use the "
-            "non-JIT ELBO (benchmarks/speed.py measures what JIT would gain)"
+            f"loss={type(loss).__name__} is not supported by fit (no differentiable_loss); use "
+            "its non-JIT counterpart"
         )
     device = default_device(device)
     model_fn = _model_callable(model)
@@ -762,6 +763,25 @@ def _load_weights(module, state):
         module.load_state_dict(state)
 
 
+def _is_jit(loss) -> bool:
+    cls = loss if isinstance(loss, type) else type(loss)
+    return cls.__name__.startswith("Jit")
+
+
+def _elbo_copy(loss, cls=None):
+    """A new ELBO of class ``cls`` (default: the same) with ``loss``'s settings."""
+    cls = cls or type(loss)
+    settings = {
+        "num_particles": loss.num_particles,
+        "max_plate_nesting": loss.max_plate_nesting,
+        "vectorize_particles": loss.vectorize_particles,
+        "strict_enumeration_warning": loss.strict_enumeration_warning,
+    }
+    if _is_jit(cls):
+        settings["ignore_jit_warnings"] = loss.ignore_jit_warnings
+    return cls(**settings)
+
+
 class _Trainer:
     """The model / guide / optimizer of one fit, and its SVI step."""
 
@@ -812,6 +832,10 @@ class _Trainer:
                 f"also samples {others}: their KL would not be scaled. Use a guide sampling the "
                 "model's latent sites only, or beta=1 and kl_warmup_epochs=0"
             )
+        self.eval_loss = loss
+        self.jit = _is_jit(loss)
+        if self.jit:
+            self._setup_jit(batch)
         params, seen = [], set()
         for module in modules:
             for param in module.parameters():
@@ -836,6 +860,50 @@ class _Trainer:
         self.params = params
         self.optimizer = _make_optimizer(optimizer, params, lr)
 
+    def _setup_jit(self, batch: dict) -> None:
+        """Positional model / guide for a JIT ELBO: ``(beta, index, *batch values)``.
+
+        Pyro's JIT ELBOs take tensors positionally (keyword tensors would be baked into the
+        compiled trace), and bind the model and guide of their first call: fit uses a fresh copy
+        of the ELBO and two wrappers made once. ``beta`` is a tensor input, so KL warm-up does
+        not recompile; the batch shapes go in a keyword (non-tensor keywords key the compiled
+        versions), so a smaller last batch gets its own compiled step.
+        """
+        base = next(c for c in type(self.loss).__mro__ if not _is_jit(c))
+        self.eval_loss = _elbo_copy(self.loss, base)
+        self.loss = _elbo_copy(self.loss)
+        self.jit_keys = list(batch)
+        self.compiled_shapes: set = set()
+        model_call, guide_call, sites = self.model_call, self.guide_call, self.latent_sites
+
+        def positional(call):
+            def run(beta, index, *values, shapes=None):
+                kwargs = call.kwargs(dict(zip(self.jit_keys, values)), index)
+                with _LatentScaleMessenger(sites, beta):
+                    return call.fn(**kwargs)
+
+            return run
+
+        self.model_positional = positional(model_call)
+        self.guide_positional = positional(guide_call)
+
+    def _jit_loss(self, batch: dict, index, beta_e: float) -> torch.Tensor:
+        if list(batch) != self.jit_keys:
+            raise ZooInputError(f"batch keys {list(batch)} differ from the first batch's "
+                                f"{self.jit_keys}: a JIT ELBO needs the same entries each time")
+        values = [batch[k] for k in self.jit_keys]
+        beta = torch.tensor(float(beta_e), device=values[0].device)
+        shapes = tuple(tuple(v.shape) for v in values)
+        args = (self.model_positional, self.guide_positional, beta, index, *values)
+        if shapes not in self.compiled_shapes:
+            # Compiling runs the step twice; with its own random numbers, a resumed run (which
+            # compiles at another time) draws the same ones as an unbroken run.
+            devices = [self.device] if self.device.type == "cuda" else []
+            with torch.random.fork_rng(devices=devices):
+                self.loss.differentiable_loss(*args, shapes=shapes)
+            self.compiled_shapes.add(shapes)
+        return self.loss.differentiable_loss(*args, shapes=shapes)
+
     def step(self, batch: dict, index, beta_e: float) -> float:
         """One SVI step on ``batch``; returns the loss per data point (negative objective)."""
         n = _n_items(batch)
@@ -853,18 +921,22 @@ class _Trainer:
             model_fn = scale_latents(model_fn, self.latent_sites, beta_e)
             guide_fn = scale_latents(guide_fn, self.latent_sites, beta_e)
         # Per-data-point objective: gradients and clipping do not depend on the batch size.
-        model_fn = poutine.scale(model_fn, scale=1.0 / n)
-        guide_fn = poutine.scale(guide_fn, scale=1.0 / n)
         try:
-            if hasattr(self.loss, "differentiable_loss"):
+            if self.jit:
+                loss = self._jit_loss(batch, index, beta_e) / n
+                value = loss.detach().item()
+                if loss.requires_grad and math.isfinite(value):
+                    loss.backward()
+            elif hasattr(self.loss, "differentiable_loss"):
                 # Backpropagate ourselves: Pyro's loss_and_grads only does when it sees param
                 # sites, which a model method called outside its module's context does not emit.
-                loss = self.loss.differentiable_loss(model_fn, guide_fn)
+                loss = self.loss.differentiable_loss(model_fn, guide_fn) / n
                 value = loss.detach().item()
                 if loss.requires_grad and math.isfinite(value):
                     loss.backward()
             else:  # e.g. TraceGraph_ELBO
-                value = float(self.loss.loss_and_grads(model_fn, guide_fn))
+                value = float(self.loss.loss_and_grads(poutine.scale(model_fn, scale=1.0 / n),
+                                                       poutine.scale(guide_fn, scale=1.0 / n)))
         except ValueError as error:
             _raise_if_non_finite(error, run_model, run_guide, batch, self.modules)
             raise
