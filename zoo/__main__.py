@@ -73,7 +73,8 @@ def cmd_train(args) -> None:
     from zoo.train import fit
     from zoo.vae import SpeechVAE
 
-    train_data, val_data, source = _frame_data(args.data, args.utterances, args.seed)
+    train_data, val_data, source, corpus_kwargs = _frame_data(args.data, args.utterances,
+                                                              args.seed)
     print(f"training frames: {len(train_data)} (train), {len(val_data)} (val) from {source}")
     torch.manual_seed(args.seed)
     model = SpeechVAE(hidden=tuple(args.hidden), latent_dim=args.latent_dim, stft=STFT())
@@ -84,7 +85,7 @@ def cmd_train(args) -> None:
                   seed=args.seed, device=args.device)
     # the checkpoint holds the best model; add how it was made, for whoever loads it
     save(args.out, model, guide, extra={
-        "data": source, "command": "python -m zoo " + " ".join(sys.argv[1:]),
+        "data": source, "corpus": corpus_kwargs, "command": "python -m zoo " + " ".join(sys.argv[1:]),
         "history": {"train_elbo": history.train_elbo, "val_elbo": history.val_elbo},
     })
     best = max(history.val_elbo) if history.val_elbo else float("nan")
@@ -97,12 +98,13 @@ def _frame_data(data: str, n_utterances: int, seed: int):
     from zoo.data.corpus import Corpus, FrameDataset, synth_corpus
 
     if data == "synth":
-        corpus = synth_corpus(n_utterances=n_utterances, seed=seed)
+        corpus_kwargs = {"n_utterances": n_utterances, "seed": seed}
+        corpus = synth_corpus(**corpus_kwargs)
         source = f"synth corpus ({n_utterances} utterances, seed {seed})"
     else:
-        corpus = Corpus(data)
+        corpus, corpus_kwargs = Corpus(data), None
         source = str(data)
-    return FrameDataset(corpus, "train"), FrameDataset(corpus, "val"), source
+    return FrameDataset(corpus, "train"), FrameDataset(corpus, "val"), source, corpus_kwargs
 
 
 # --------------------------------------------------------------------------- enhance

@@ -142,20 +142,22 @@ class EncoderGuide(nn.Module):
 
 
 class MeanFieldGuide(nn.Module):
-    """``q(z_bn) = N(m_bn, diag(s_bn))`` with free per-frame parameters (no encoder), started
-    from the prior's encoder output on the noisy input."""
+    """``q(z_bn) = N(m_bn, diag(s_bn))``: :class:`guides.MeanField` over the batch's frames
+    (free per-frame parameters, no encoder), started from the prior's encoder on the noisy input."""
 
-    def __init__(self, loc: torch.Tensor, scale: torch.Tensor):
+    def __init__(self, encoder: nn.Module, power: torch.Tensor):
         super().__init__()
-        self.loc = nn.Parameter(loc.detach().clone())
-        self.log_scale = nn.Parameter(scale.detach().log())
+        from guides.mean_field import MeanField
+
+        self.mean_field = MeanField.from_encoder(encoder, power.transpose(-1, -2))
 
     def forward(self, power: torch.Tensor, mask: torch.Tensor, noise: torch.Tensor) -> None:
-        _sample_z(self.loc, self.log_scale.exp(), mask, noise)
+        _sample_z(*self.mean_field.posterior_params(), mask, noise)
 
     @torch.no_grad()
     def sample(self, power: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-        return self.loc + self.log_scale.exp() * noise
+        loc, scale = self.mean_field.posterior_params()
+        return loc + scale * noise
 
 
 def _sample_z(loc, scale, mask, noise):
@@ -199,13 +201,13 @@ def _init_noise(power, mask, lengths, rank, streams: NoiseStreams) -> NoiseModel
     return NoiseModel(W * scale, H * scale, g).to(power.device)
 
 
-def _m_step_closed_form(model: NoisySpeechModel, power, mask, z_samples) -> None:
+def _m_step_closed_form(model: NoisySpeechModel, power, mask, z_samples, exponent) -> None:
     """Multiplicative updates of ``H, W`` then ``g`` given samples ``z (R, B, N, D)``."""
     noise = model.noise
     unit_var = model.speech_variance(z_samples)  # (R, B, F, N)
     W, H = update_noise_nmf(power, noise.g.unsqueeze(-2) * unit_var, noise.W, noise.H,
-                            mask=mask)
-    g = update_gain(power, unit_var, W @ H, noise.g, mask=mask)
+                            mask=mask, exponent=exponent)
+    g = update_gain(power, unit_var, W @ H, noise.g, mask=mask, exponent=exponent)
     noise.set_(W=W, H=H, g=g)
 
 
@@ -225,6 +227,7 @@ def infer(
     mh_steps: int = 40,
     mh_burn_in: int = 30,
     mh_step_var: float = 0.01,
+    nmf_exponent: float = 0.5,
     seed: int = 0,
     progress=None,
 ) -> InferenceResult:
@@ -247,6 +250,9 @@ def infer(
         mh_steps, mh_burn_in, mh_step_var: Metropolis-Hastings settings of MCEM (random-walk
             proposal of variance ``mh_step_var``; the ``mh_steps - mh_burn_in`` last samples
             feed the M-step and the final Wiener gain).
+        nmf_exponent: exponent of the multiplicative updates: 0.5 (the majorisation-
+            minimisation update, monotone, as in the reference implementations) or 1 (faster,
+            heuristic).
         seed: seeds every utterance's random numbers (same for each utterance).
         progress: a tqdm bar to advance once per iteration, or None.
     """
@@ -261,62 +267,76 @@ def infer(
     start = time.perf_counter()
     mask = mask.to(device=power.device, dtype=torch.bool)
     B, F, N = power.shape
-    latent_dim = prior.latent_dim
     streams = NoiseStreams(lengths, N, seed, power.device, power.dtype)
     model = NoisySpeechModel(prior, _init_noise(power, mask, lengths, noise_rank, streams))
     frames = mask.sum(-1).clamp_min(1).to(power.dtype)
-    losses = []
 
-    if method == "mcem":
-        with torch.no_grad():
-            z, _ = encoder.encode(power.transpose(-1, -2))
-            for _ in range(iterations):
-                samples, log_lik = _metropolis_hastings(model, power, z, mh_steps, mh_burn_in,
-                                                        mh_step_var, streams)
-                z = samples[-1]
-                losses.append(-(log_lik * mask).sum(-1) / frames)
-                _m_step_closed_form(model, power, mask, samples)
-                if progress is not None:
-                    progress.update(1)
-            samples, _ = _metropolis_hastings(model, power, z, mh_steps, mh_burn_in,
-                                              mh_step_var, streams)
-            speech_gain = model.wiener_gain(samples)
-    else:
-        if method == "vem":
-            guide = EncoderGuide(encoder, B).to(power.device)
+    with pyro.validation_enabled(False):  # inputs were checked; skip per-step checks
+        if method == "mcem":
+            speech_gain, losses = _run_mcem(model, encoder, power, mask, iterations, mh_steps,
+                                            mh_burn_in, mh_step_var, nmf_exponent, streams,
+                                            progress)
         else:
-            with torch.no_grad():
-                loc, scale = encoder.encode(power.transpose(-1, -2))
-            guide = MeanFieldGuide(loc, scale)
-        params = list(guide.parameters())
-        if m_step == "gradient":
-            params += list(model.noise.parameters())
-        optimizer = torch.optim.Adam(params, lr=lr)
-        for _ in range(iterations):
-            # E-step: one gradient step on the negative ELBO, for each utterance's guide
-            optimizer.zero_grad()
-            loss_per_utt = _negative_elbo_per_utterance(model, guide, power, mask,
-                                                        streams.normal(latent_dim))
-            loss_per_utt.sum().backward()
-            optimizer.step()
-            losses.append(loss_per_utt.detach() / frames)
-            if m_step == "closed":  # M-step in closed form, with fresh samples from q
-                z_samples = guide.sample(power, streams.normal(latent_dim, leading=(m_samples,)))
-                with torch.no_grad():
-                    _m_step_closed_form(model, power, mask, z_samples)
-            if progress is not None:
-                progress.update(1)
-        z_samples = guide.sample(power, streams.normal(latent_dim, leading=(wiener_samples,)))
-        with torch.no_grad():
-            speech_gain = model.wiener_gain(z_samples)
+            guide = (EncoderGuide(encoder, B).to(power.device) if method == "vem"
+                     else MeanFieldGuide(encoder, power))
+            speech_gain, losses = _run_vem(model, guide, power, mask, iterations, lr, m_step,
+                                           m_samples, wiener_samples, nmf_exponent, streams,
+                                           progress)
     with torch.no_grad():
         return InferenceResult(
             speech_gain=speech_gain,
             noise_var=model.noise.variance().detach(),
             gain=model.noise.g.detach(),
-            loss=torch.stack(losses) if losses else power.new_zeros(0, B),
+            loss=torch.stack(losses).div(frames) if losses else power.new_zeros(0, B),
             seconds=time.perf_counter() - start,
         )
+
+
+def _run_vem(model, guide, power, mask, iterations, lr, m_step, m_samples, wiener_samples,
+             nmf_exponent, streams, progress):
+    """VEM iterations; returns the Wiener gain ``(B, F, N)`` and the loss per iteration."""
+    latent_dim = model.prior.latent_dim
+    params = list(guide.parameters())
+    if m_step == "gradient":
+        params += list(model.noise.parameters())
+    optimizer = torch.optim.Adam(params, lr=lr)
+    losses = []
+    for _ in range(iterations):
+        # E-step: one gradient step on the negative ELBO (each utterance its own guide)
+        optimizer.zero_grad()
+        loss = _negative_elbo_per_utterance(model, guide, power, mask,
+                                            streams.normal(latent_dim))
+        loss.sum().backward()
+        optimizer.step()
+        losses.append(loss.detach())
+        if m_step == "closed":  # M-step in closed form, with fresh samples from q
+            z = guide.sample(power, streams.normal(latent_dim, leading=(m_samples,)))
+            with torch.no_grad():
+                _m_step_closed_form(model, power, mask, z, nmf_exponent)
+        if progress is not None:
+            progress.update(1)
+    z = guide.sample(power, streams.normal(latent_dim, leading=(wiener_samples,)))
+    with torch.no_grad():
+        return model.wiener_gain(z), losses
+
+
+@torch.no_grad()
+def _run_mcem(model, encoder, power, mask, iterations, mh_steps, mh_burn_in, mh_step_var,
+              nmf_exponent, streams, progress):
+    """MCEM iterations; returns the Wiener gain and minus the log-likelihood per iteration."""
+    z, _ = encoder.encode(power.transpose(-1, -2))
+    losses = []
+    for _ in range(iterations):
+        samples, log_lik = _metropolis_hastings(model, power, z, mh_steps, mh_burn_in,
+                                                mh_step_var, streams)
+        z = samples[-1]
+        losses.append(-(log_lik * mask).sum(-1))
+        _m_step_closed_form(model, power, mask, samples, nmf_exponent)
+        if progress is not None:
+            progress.update(1)
+    samples, _ = _metropolis_hastings(model, power, z, mh_steps, mh_burn_in, mh_step_var,
+                                      streams)
+    return model.wiener_gain(samples), losses
 
 
 def _negative_elbo_per_utterance(model, guide, power, mask, noise) -> torch.Tensor:
