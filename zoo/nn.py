@@ -3,7 +3,8 @@
 No model writes its own layer loop: encoders and decoders are :func:`mlp` stacks, recurrent
 parts are :func:`rnn` stacks, and a network that outputs a diagonal Gaussian ends in a
 :class:`GaussianHead`. :func:`frame_plates` opens the plates over independent frames that
-models and guides must agree on.
+models and guides must agree on, :func:`frame_mask` masks padded frames, and
+:func:`check_features` gives the clear error for a feature tensor of the wrong kind.
 
 The builders return plain ``torch.nn`` modules. Models and guides (``PyroModule`` s) hold them as
 attributes; Pyro then registers their parameters with ``pyro.module`` semantics, which leaves

@@ -15,6 +15,16 @@ How a batch reaches the model and guide
     the positions of the batch's items in the training data (non-amortized guides such as
     :class:`guides.MeanField` need it).
 
+The step
+    ``loss.differentiable_loss(model, guide)`` divided by the batch's number of data points (so
+    gradients and clipping do not depend on the batch size), backpropagated into the modules'
+    parameters, then one step of a torch optimizer. This is the estimator ``pyro.infer.SVI``
+    uses; ``SVI`` itself is not, because it finds parameters through the global param store.
+    Speed (``benchmarks/speed.py``): Pyro's effect handlers cost Python time at every step; a
+    JIT ELBO (``loss=JitTrace_ELBO()``) traces them once and brings a small model's step close
+    to hand-written PyTorch; ``pyro.enable_validation(False)`` skips the distributions' argument
+    checks (do it once the model is debugged).
+
 Parameters live in the modules
     The parameters optimized are those of the model's and guide's modules that require gradients
     when ``fit`` starts. Training runs in a fresh, temporary scope of Pyro's param store
