@@ -354,6 +354,25 @@ def test_frozen_parameters_stay_frozen(spectra):
     assert not any(torch.equal(a, b) for a, b in zip(params_of(guide), guide_before))
 
 
+class Backed(OnTheFly):
+    """Tensor-backed like FrameDataset: ``.x`` holds every item."""
+
+    @property
+    def x(self):
+        return self._frames
+
+
+def test_tensor_backed_dataset_is_sliced_like_a_dict(spectra):
+    train, _ = spectra
+    runs = []
+    for data in ({"x": train}, Backed(train)):
+        model = small_vae()
+        guide = model.default_guide()
+        fit(model, guide, data, epochs=2, batch_size=64, lr=1e-2, progress=False, device="cpu")
+        runs.append(params_of(model, guide))
+    assert_same(*runs)
+
+
 def test_mean_field_receives_the_batch_positions(spectra):
     train, _ = spectra
     model = small_vae()
@@ -453,6 +472,8 @@ def test_clear_errors_for_misuse(spectra):
         fit(model, guide, {"x": train}, loss=JitTraceGraph_ELBO(), **run)
     with pytest.raises(ZooInputError, match="non-amortized guide"):
         fit(model, MeanField(len(train), 2), {"x": train}, {"x": val}, **run)
+    with pytest.raises(ZooInputError, match="AutoNormal keeps one posterior per position"):
+        fit(model, AutoNormal(model), {"x": train}, batch_size=64, **run)
     with pytest.raises(ZooInputError, match="lr=0.1 but fit was given lr=0.01"):
         fit(model, guide, {"x": train}, optimizer=pyro.optim.Adam({"lr": 0.1}), **run)
     with pytest.raises(ZooInputError, match="epochs"):

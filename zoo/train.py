@@ -72,6 +72,7 @@ import pyro
 import torch
 from pyro import poutine
 from pyro.infer import Trace_ELBO
+from pyro.infer.autoguide import AutoGuide
 from pyro.optim import PyroOptim
 from pyro.optim.clipped_adam import ClippedAdam
 from pyro.poutine.scale_messenger import ScaleMessenger
@@ -833,6 +834,19 @@ class _Trainer:
             if site["type"] == "sample" and not site["is_observed"]
             and not site_is_subsample(site)
         ]
+        if isinstance(guide_call.fn, AutoGuide) and train.batch_size < train.n_items:
+            local = [
+                name for name in guide_latents
+                if any(f.vectorized and (f.full_size or f.size) == f.size
+                       for f in guide_trace.nodes[name]["cond_indep_stack"])
+            ]
+            if local:
+                raise ZooInputError(
+                    f"{type(guide_call.fn).__name__} keeps one posterior per position in the "
+                    f"batch for the local sites {local}, not one per data point: with mini-batches "
+                    "different data points would share them. Use batch_size=None (full batch), "
+                    "guides.MeanField (it receives the batch's positions) or an amortized encoder"
+                )
         declared = getattr(model, "latent_sites", None)
         self.latent_sites = tuple(declared) if declared is not None else tuple(guide_latents)
         others = [n for n in guide_latents if not _site_matches(n, self.latent_sites)]
