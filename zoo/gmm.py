@@ -283,8 +283,13 @@ def expectation_maximization(
     _check_covariance_type(covariance_type)
     if n_components < 1 or n_components > len(x):
         raise ZooInputError(f"n_components must be in [1, N={len(x)}], got {n_components}")
+    if max_iter < 1 or n_init < 1:
+        raise ZooInputError(f"max_iter and n_init must be >= 1, got {max_iter} and {n_init}")
     if init is not None and n_init != 1:
         raise ZooInputError("n_init must be 1 when init parameters are given")
+    if init is not None and init.covariance_type != covariance_type:
+        raise ZooInputError(f"init has covariance_type={init.covariance_type!r}, expected "
+                            f"{covariance_type!r}")
     best: EMResult | None = None
     finals = []
     for restart in range(n_init):
@@ -334,19 +339,25 @@ def svi_full_batch(model, guide, x, elbo, steps: int, lr: float,
                    seed: int | None = None) -> list[float]:
     """Adam on the negative ELBO over the full data set; returns the ELBO per point at each step.
 
+    A deliberately small loop for the shallow models (one full-batch step per iteration); the
+    deep models use the shared trainer ``zoo.train.fit`` (mini-batches, annealing, checkpoints).
+
     ``model`` and ``guide`` are PyroModules or their methods; their parameters live in the
     modules, and Pyro's global param store is scoped (emptied, then restored) around the loop,
     so models and guides can be re-created and re-trained freely in a notebook. The value at step ``t`` is
-    the ELBO of the parameters before the ``t``-th update.
+    the ELBO of the parameters before the ``t``-th update. Modules are moved to ``x``'s device
+    and dtype first.
     """
     if seed is not None:
         pyro.set_rng_seed(seed)
+    modules = [module for fn in (model, guide) for module in [getattr(fn, "__self__", fn)]
+               if isinstance(module, torch.nn.Module)]
+    for module in modules:  # parameters follow the data's device and dtype
+        module.to(device=x.device, dtype=x.dtype)
     history = []
     with pyro.get_param_store().scope():
         loss = elbo.differentiable_loss(model, guide, x)  # also builds lazily-made guide params
-        parameters = {id(p): p for fn in (model, guide)
-                      for module in [getattr(fn, "__self__", fn)]
-                      if isinstance(module, torch.nn.Module) for p in module.parameters()}
+        parameters = {id(p): p for module in modules for p in module.parameters()}
         optimizer = torch.optim.Adam(parameters.values(), lr=lr)
         for step in range(steps):
             if step:
@@ -628,6 +639,14 @@ class BayesianGaussianMixture(GaussianMixture):
             median = guide.median(x)
         self.set_point_sites(median)
         return history
+
+    @torch.no_grad()
+    def posterior_samples(self, guide, x, n_samples: int = 100) -> dict:
+        """``n_samples`` draws of the global sites from a fitted guide: ``{site: (n, ...)}``."""
+        x = self._check_data(x)
+        with pyro.get_param_store().scope():
+            draws = [guide(x) for _ in range(n_samples)]
+        return {name: torch.stack([draw[name] for draw in draws]) for name in draws[0]}
 
     def set_point_sites(self, sites: dict) -> BayesianGaussianMixture:
         """Load values of the global sites (e.g. a guide's median) as the point estimates."""

@@ -158,11 +158,12 @@ class PPCA(PyroModule):
     def posterior(self, x) -> dist.MultivariateNormal:
         """``p(z_n | x_n) = N(M^{-1} A^T (x_n - b), nu M^{-1})``: batch ``(N,)``, event ``(D,)``."""
         loadings, noise_variance = self.loadings, self.noise_variance
-        m_matrix = _m_matrix(loadings, noise_variance)
-        m_chol = torch.linalg.cholesky(m_matrix)
+        m_chol = torch.linalg.cholesky(_m_matrix(loadings, noise_variance))
         mean = torch.cholesky_solve(loadings.T @ (x - self.bias).T, m_chol).T  # (N, D)
-        covariance = noise_variance * torch.cholesky_inverse(m_chol)
-        return dist.MultivariateNormal(mean, covariance_matrix=covariance)
+        covariance = noise_variance * torch.cholesky_inverse(m_chol)  # (D, D), shared by all n
+        # positive definite by construction: skip the per-point argument check (costly in SVI)
+        return dist.MultivariateNormal(mean, scale_tril=torch.linalg.cholesky(covariance),
+                                       validate_args=False)
 
     @torch.no_grad()
     def score_samples(self, x) -> torch.Tensor:
