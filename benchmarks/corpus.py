@@ -65,7 +65,7 @@ def main(argv=None):
         "|---|---:|",
         f"| synth generation speed, one thread (s of audio+video per CPU s) | {speed:.1f}x real time |",
         f"| corpus build, {args.utterances} utterances ({audio_s / 60:.1f} min), wall time | {build_s:.1f} s |",
-        f"| size on disk per hour of audio: wav (float32, 16 kHz) | {per_hour['wav']:.0f} MB |",
+        f"| size on disk per hour of audio: wav (16-bit PCM, 16 kHz) | {per_hour['wav']:.0f} MB |",
         f"| size on disk per hour of audio: mouth video (npz, 64x64 uint8, 30 fps) | {per_hour['video']:.0f} MB |",
         f"| STFT round trip, max relative error (1 s, 3 s, 10 s of noise) | {max(errors):.1e} |",
     ]

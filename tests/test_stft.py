@@ -56,7 +56,7 @@ def test_errors_name_the_problem():
         stft.inverse(torch.zeros(257, 10, dtype=torch.complex64))
     with pytest.raises(ZooInputError, match="hop_length"):
         STFT(hop_length=2048)
-    with pytest.raises(ZooInputError, match="n_fft: model has 512, input has 1024"):
+    with pytest.raises(ZooInputError, match="n_fft: model has 1024, input has 512"):
         STFT().check_compatible(STFT(n_fft=512), what="model")
 
 

@@ -4,7 +4,6 @@ Outputs are not saved: the committed notebooks keep the outputs of a full run
 (regenerate them with ``python tutorials/run.py``).
 """
 
-import os
 import sys
 from pathlib import Path
 

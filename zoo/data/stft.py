@@ -152,7 +152,7 @@ class STFT:
         """Raise a clear error if ``other`` (an STFT or its ``config()``) differs from this one."""
         other_cfg = other.config() if isinstance(other, STFT) else dict(other)
         mine = self.config()
-        diff = {k: (other_cfg.get(k), v) for k, v in mine.items() if other_cfg.get(k) != v}
+        diff = {k: (v, other_cfg.get(k)) for k, v in mine.items() if other_cfg.get(k) != v}
         if diff:
             lines = ", ".join(f"{k}: {what} has {a}, input has {b}" for k, (a, b) in diff.items())
             raise ZooInputError(f"STFT settings differ between the {what} and the input ({lines})")

@@ -77,8 +77,9 @@ def enhance(
     encoder=None,
     method: str = "vem",
     iterations: int = 100,
-    noise_rank: int = 8,
+    noise_rank: int = 2,
     stft: STFT | None = None,
+    level_db: float | None = -25.0,
     video=None,
     max_seconds: float = 30.0,
     batch_size: int = 32,
@@ -98,7 +99,12 @@ def enhance(
             NOT trained, so pass the one from the checkpoint (``zoo.load`` returns both).
         method: ``"vem"``, ``"vem-meanfield"`` or ``"mcem"``.
         iterations: EM iterations per segment.
-        noise_rank: NMF rank of the noise.
+        noise_rank: NMF rank of the noise. The references use 8; with the shipped prior, rank 8
+            lets the noise model overfit the mixture and VEM loses quality as it iterates,
+            while rank 2 stays stable (see ``benchmarks/results/enhance.md``).
+        level_db: each input is scaled to this RMS level (dBFS) before inference, near the level
+            the prior was trained at (the encoder is not level invariant), and the outputs are
+            scaled back, so they are at the input's level. ``None`` leaves the level alone.
         stft: the analysis settings of the input; must equal the prior's (default: the prior's).
         video: only for audio-visual priors; an audio-only prior refuses it.
         max_seconds: longest segment inferred at once.
@@ -138,12 +144,14 @@ def enhance(
 
     # ---- check, transform, cut into segments
     min_samples = (MIN_FRAMES - 1) * stft.hop_length
-    spectra, segments = [], []  # segments: (input index, first frame, n_frames)
+    spectra, segments, levels = [], [], []  # segments: (input index, first frame, n_frames)
     max_frames = max(MIN_FRAMES, int(max_seconds * stft.frame_rate))
     for i, (wave, name) in enumerate(zip(waveforms, names)):
         wave = check_waveform(torch.as_tensor(wave), name, min_samples=min_samples)
         check_not_clipped(wave, name)
-        spec = stft(wave.to(device))
+        level = 1.0 if level_db is None else 10 ** (level_db / 20) / wave.square().mean().sqrt()
+        levels.append(float(level))
+        spec = stft(wave.to(device) * level)
         spectra.append(spec)
         n_frames = spec.shape[-1]
         n_segments = -(-n_frames // max_frames)
@@ -183,9 +191,9 @@ def enhance(
     out = []
     for i, wave in enumerate(waveforms):
         n_samples = torch.as_tensor(wave).shape[-1]
-        speech_spec = gains[i] * spectra[i]
+        speech_spec = gains[i] * spectra[i] / levels[i]
         speech = stft.inverse(speech_spec, n_samples).cpu()
-        noise = stft.inverse(spectra[i] - speech_spec, n_samples).cpu()
+        noise = stft.inverse(spectra[i] / levels[i] - speech_spec, n_samples).cpu()
         out.append(Enhanced(speech=speech, noise=noise, speech_gain=gains[i].cpu(),
                             loss=torch.stack(losses[i], -1), seconds=seconds[i],
                             info={"method": method, "iterations": iterations,

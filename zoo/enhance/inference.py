@@ -32,8 +32,9 @@ from pyro import poutine
 from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
+from zoo.enhance.baselines import noise_psd_tracker
 from zoo.enhance.model import NoiseModel, NoisySpeechModel
-from zoo.nmf import update_gain, update_noise_nmf
+from zoo.nmf import nmf_is, update_gain, update_noise_nmf
 
 METHODS = ("vem", "vem-meanfield", "mcem")
 
@@ -186,19 +187,32 @@ class InferenceResult:
     extras: dict = field(default_factory=dict)
 
 
-def _init_noise(power, mask, lengths, rank, streams: NoiseStreams) -> NoiseModel:
-    """Random positive ``W, H`` per utterance (its own generator), scaled to its mean power."""
+def _init_noise(power, mask, lengths, rank, streams: NoiseStreams, how: str) -> NoiseModel:
+    """Starting noise model of each utterance (its own generator), and gains ``g = 1``.
+
+    ``how="tracker"``: IS-NMF of rank K fitted to the noise PSD that the MMSE tracker of the
+    baselines (Gerkmann & Hendriks 2012) estimates from the noisy power. Starting the noise
+    near the truth keeps the first M-steps from fitting the noise to the speech (the speech
+    posterior of the first iterations is still poor), the bad fixed point a random start falls
+    into. ``how="random"``: positive random ``W, H`` scaled to the utterance's mean power.
+    """
     B, F, N = power.shape
     W = torch.empty(B, F, rank, dtype=power.dtype)
     H = torch.ones(B, rank, N, dtype=power.dtype)
+    frames_w = mask.to(power.dtype)
+    mean_power = (power * frames_w.unsqueeze(-2)).sum(dim=(-2, -1)) / (
+        frames_w.sum(-1).clamp_min(1) * F)
+    scale = (mean_power / rank).sqrt().cpu()
     for b, (gen, n) in enumerate(zip(streams.generators, lengths)):
-        W[b] = torch.rand(F, rank, generator=gen, dtype=power.dtype) + 0.1
-        H[b, :, :n] = torch.rand(rank, n, generator=gen, dtype=power.dtype) + 0.1
-    frames = mask.sum(-1).clamp_min(1)
-    mean_power = (power * mask.unsqueeze(-2).to(power.dtype)).sum(dim=(-2, -1)) / (frames * F)
-    scale = (mean_power / rank).sqrt().view(B, 1, 1).cpu()
-    g = torch.ones(B, N, dtype=power.dtype)
-    return NoiseModel(W * scale, H * scale, g).to(power.device)
+        W[b] = (torch.rand(F, rank, generator=gen, dtype=power.dtype) + 0.1) * scale[b]
+        H[b, :, :n] = (torch.rand(rank, n, generator=gen, dtype=power.dtype) + 0.1) * scale[b]
+    W, H = W.to(power.device), H.to(power.device)
+    if how == "tracker":
+        noise_psd = noise_psd_tracker(power)  # causal: padding does not reach real frames
+        W, H, _ = nmf_is(noise_psd, W=W, H=H, n_iter=20, mask=mask)
+    elif how != "random":
+        raise ValueError(f"noise_init must be 'tracker' or 'random', got {how!r}")
+    return NoiseModel(W, H, torch.ones(B, N, dtype=power.dtype, device=power.device))
 
 
 def _m_step_closed_form(model: NoisySpeechModel, power, mask, z_samples, exponent) -> None:
@@ -219,7 +233,7 @@ def infer(
     lengths: list[int],
     method: str = "vem",
     iterations: int = 100,
-    noise_rank: int = 8,
+    noise_rank: int = 2,
     lr: float = 5e-3,
     m_step: str = "closed",
     m_samples: int = 1,
@@ -228,6 +242,7 @@ def infer(
     mh_burn_in: int = 30,
     mh_step_var: float = 0.01,
     nmf_exponent: float = 0.5,
+    noise_init: str = "random",
     seed: int = 0,
     progress=None,
 ) -> InferenceResult:
@@ -253,6 +268,8 @@ def infer(
         nmf_exponent: exponent of the multiplicative updates: 0.5 (the majorisation-
             minimisation update, monotone, as in the reference implementations) or 1 (faster,
             heuristic).
+        noise_init: ``"tracker"`` (NMF of the MMSE noise-PSD tracker's estimate) or
+            ``"random"`` (see :func:`_init_noise`).
         seed: seeds every utterance's random numbers (same for each utterance).
         progress: a tqdm bar to advance once per iteration, or None.
     """
@@ -268,7 +285,8 @@ def infer(
     mask = mask.to(device=power.device, dtype=torch.bool)
     B, F, N = power.shape
     streams = NoiseStreams(lengths, N, seed, power.device, power.dtype)
-    model = NoisySpeechModel(prior, _init_noise(power, mask, lengths, noise_rank, streams))
+    model = NoisySpeechModel(prior, _init_noise(power, mask, lengths, noise_rank, streams,
+                                                     noise_init))
     frames = mask.sum(-1).clamp_min(1).to(power.dtype)
 
     with pyro.validation_enabled(False):  # inputs were checked; skip per-step checks
