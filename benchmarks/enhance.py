@@ -94,8 +94,12 @@ def main(argv=None):
     from zoo.checkpoint import load_checkpoint
     from zoo.demo import format_table, shipped_prior_path
     from zoo.enhance import enhance
-    from zoo.enhance.baselines import learn_speech_dictionary, nmf_enhance
-    from zoo.enhance.baselines import spectral_subtraction, wiener_filter
+    from zoo.enhance.baselines import (
+        learn_speech_dictionary,
+        nmf_enhance,
+        spectral_subtraction,
+        wiener_filter,
+    )
 
     prior_path = args.prior or shipped_prior_path()
     checkpoint = load_checkpoint(prior_path, device=args.device)

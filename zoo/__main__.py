@@ -6,6 +6,7 @@ Run ``python -m zoo <command> --help`` for each command's options.
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -85,7 +86,7 @@ def cmd_train(args) -> None:
                   seed=args.seed, device=args.device)
     # the checkpoint holds the best model; add how it was made, for whoever loads it
     save(args.out, model, guide, extra={
-        "data": source, "corpus": corpus_kwargs, "command": "python -m zoo " + " ".join(sys.argv[1:]),
+        "data": source, "corpus": corpus_kwargs, "command": "python -m zoo " + shlex.join(args.argv),
         "history": {"train_elbo": history.train_elbo, "val_elbo": history.val_elbo},
     })
     best = max(history.val_elbo) if history.val_elbo else float("nan")
@@ -210,7 +211,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
+    args.argv = argv  # recorded in checkpoints, so a shipped file says how it was made
     try:
         args.func(args)
     except ZooInputError as err:
