@@ -192,7 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
     enh.add_argument("--output", required=True, help="output .wav file, or folder")
     enh.add_argument("--method", default="vem", choices=["vem", "vem-meanfield", "mcem"])
     enh.add_argument("--iterations", type=int, default=100)
-    enh.add_argument("--noise-rank", type=int, default=2)
+    enh.add_argument("--noise-rank", type=int, default=8)
     enh.add_argument("--seed", type=int, default=0)
     enh.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
     enh.add_argument("--save-noise", action="store_true", help="also write the noise estimate")

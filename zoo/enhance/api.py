@@ -77,7 +77,7 @@ def enhance(
     encoder=None,
     method: str = "vem",
     iterations: int = 100,
-    noise_rank: int = 2,
+    noise_rank: int = 8,
     stft: STFT | None = None,
     level_db: float | None = -25.0,
     video=None,
@@ -99,9 +99,7 @@ def enhance(
             NOT trained, so pass the one from the checkpoint (``zoo.load`` returns both).
         method: ``"vem"``, ``"vem-meanfield"`` or ``"mcem"``.
         iterations: EM iterations per segment.
-        noise_rank: NMF rank of the noise. The references use 8; with the shipped prior, rank 8
-            lets the noise model overfit the mixture and VEM loses quality as it iterates,
-            while rank 2 stays stable (see ``benchmarks/results/enhance.md``).
+        noise_rank: NMF rank of the noise (8, as in the references).
         level_db: each input is scaled to this RMS level (dBFS) before inference, near the level
             the prior was trained at (the encoder is not level invariant), and the outputs are
             scaled back, so they are at the input's level. ``None`` leaves the level alone.

@@ -233,7 +233,7 @@ def infer(
     lengths: list[int],
     method: str = "vem",
     iterations: int = 100,
-    noise_rank: int = 2,
+    noise_rank: int = 8,
     lr: float = 5e-3,
     m_step: str = "closed",
     m_samples: int = 1,
