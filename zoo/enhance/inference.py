@@ -190,28 +190,30 @@ class InferenceResult:
 def _init_noise(power, mask, lengths, rank, streams: NoiseStreams, how: str) -> NoiseModel:
     """Starting noise model of each utterance (its own generator), and gains ``g = 1``.
 
-    ``how="tracker"``: IS-NMF of rank K fitted to the noise PSD that the MMSE tracker of the
-    baselines (Gerkmann & Hendriks 2012) estimates from the noisy power. Starting the noise
-    near the truth keeps the first M-steps from fitting the noise to the speech (the speech
-    posterior of the first iterations is still poor), the bad fixed point a random start falls
-    into. ``how="random"``: positive random ``W, H`` scaled to the utterance's mean power.
+    ``how="level"`` (default): positive random ``W, H`` whose product has the mean level of the
+    noise PSD that the MMSE tracker of the baselines (Gerkmann & Hendriks 2012) estimates. A
+    start at the *mixture's* level (``how="random"``) overestimates the noise of a clean
+    recording by tens of dB, and the multiplicative updates take many iterations to come down,
+    removing speech meanwhile; a start at the tracker's *shape* (``how="tracker"``, IS-NMF of its
+    estimate) inherits the tracker's errors on non-stationary noise. Measured on the shipped
+    prior (see the note in ``benchmarks/results/enhance.md``).
     """
     B, F, N = power.shape
-    W = torch.empty(B, F, rank, dtype=power.dtype)
-    H = torch.ones(B, rank, N, dtype=power.dtype)
-    frames_w = mask.to(power.dtype)
-    mean_power = (power * frames_w.unsqueeze(-2)).sum(dim=(-2, -1)) / (
+    if how not in ("random", "tracker", "level"):
+        raise ValueError(f"noise_init must be 'random', 'level' or 'tracker', got {how!r}")
+    noise_psd = noise_psd_tracker(power) if how != "random" else power  # causal: padding
+    frames_w = mask.to(power.dtype)                                     # stays in the pad
+    mean_power = (noise_psd * frames_w.unsqueeze(-2)).sum(dim=(-2, -1)) / (
         frames_w.sum(-1).clamp_min(1) * F)
     scale = (mean_power / rank).sqrt().cpu()
+    W = torch.empty(B, F, rank, dtype=power.dtype)
+    H = torch.ones(B, rank, N, dtype=power.dtype)
     for b, (gen, n) in enumerate(zip(streams.generators, lengths)):
         W[b] = (torch.rand(F, rank, generator=gen, dtype=power.dtype) + 0.1) * scale[b]
         H[b, :, :n] = (torch.rand(rank, n, generator=gen, dtype=power.dtype) + 0.1) * scale[b]
     W, H = W.to(power.device), H.to(power.device)
     if how == "tracker":
-        noise_psd = noise_psd_tracker(power)  # causal: padding does not reach real frames
         W, H, _ = nmf_is(noise_psd, W=W, H=H, n_iter=20, mask=mask)
-    elif how != "random":
-        raise ValueError(f"noise_init must be 'tracker' or 'random', got {how!r}")
     return NoiseModel(W, H, torch.ones(B, N, dtype=power.dtype, device=power.device))
 
 
@@ -242,7 +244,7 @@ def infer(
     mh_burn_in: int = 30,
     mh_step_var: float = 0.01,
     nmf_exponent: float = 0.5,
-    noise_init: str = "random",
+    noise_init: str = "level",
     seed: int = 0,
     progress=None,
 ) -> InferenceResult:
@@ -268,8 +270,7 @@ def infer(
         nmf_exponent: exponent of the multiplicative updates: 0.5 (the majorisation-
             minimisation update, monotone, as in the reference implementations) or 1 (faster,
             heuristic).
-        noise_init: ``"tracker"`` (NMF of the MMSE noise-PSD tracker's estimate) or
-            ``"random"`` (see :func:`_init_noise`).
+        noise_init: ``"level"``, ``"random"`` or ``"tracker"`` (see :func:`_init_noise`).
         seed: seeds every utterance's random numbers (same for each utterance).
         progress: a tqdm bar to advance once per iteration, or None.
     """
