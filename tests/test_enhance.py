@@ -11,15 +11,6 @@ from zoo.errors import ZooInputError
 from zoo.metrics import si_sdr
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small networks run faster on one thread than on several competing for 2 shared cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def shipped():
     return load_checkpoint(shipped_prior_path(), device="cpu")

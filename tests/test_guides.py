@@ -18,15 +18,6 @@ from zoo.vae import SpeechVAE
 STFT_64 = STFT(n_fft=126, hop_length=32)  # 64 frequency bins
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small networks train faster on one thread than on several competing for shared cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def student(seed):
     torch.manual_seed(seed)
     return SpeechVAE(n_freq=64, hidden=(32,), latent_dim=3, stft=STFT_64)

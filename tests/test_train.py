@@ -31,15 +31,6 @@ from zoo.vae import SpeechVAE
 SMALL_STFT = STFT(n_fft=30, hop_length=8)  # 16 frequency bins
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small networks train faster on one thread than on several competing for shared cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def small_vae(seed=0):
     torch.manual_seed(seed)
     return SpeechVAE(n_freq=16, hidden=(8,), latent_dim=2, stft=SMALL_STFT)

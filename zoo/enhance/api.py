@@ -1,9 +1,10 @@
 """``enhance``: noisy waveforms in, speech (and noise) estimates out, with a frozen prior.
 
-    from zoo import load
+    from zoo.checkpoint import load_checkpoint
+    from zoo.demo import shipped_prior_path
     from zoo.enhance import enhance
-    prior, encoder = load("prior.pt")            # or zoo.shipped_prior()
-    result = enhance(noisy, prior, encoder)      # noisy: (n_samples,) or a list of them
+    prior = load_checkpoint(shipped_prior_path())     # or your own "prior.pt"
+    result = enhance(noisy, prior.model, prior.guide) # noisy: (n_samples,) or a list of them
     result.speech                                # (n_samples,) estimate, same length
 
 Every utterance is checked (NaN, silence, clipping, too short), transformed with the prior's
@@ -95,8 +96,8 @@ def enhance(
         noisy: waveform(s) at the prior's sample rate (16 kHz for the shipped prior).
         prior: trained speech prior (``sigma2``, ``latent_dim``, its ``stft``); it is copied,
             frozen and moved to ``device``; the object you pass is left untouched.
-        encoder: the prior's trained guide (``encode``); default ``prior.default_guide()`` is
-            NOT trained, so pass the one from the checkpoint (``zoo.load`` returns both).
+        encoder: the prior's trained guide (``encode``), e.g. ``load_checkpoint(path).guide``
+            (``prior.default_guide()`` would be untrained).
         method: ``"vem"``, ``"vem-meanfield"`` or ``"mcem"``.
         iterations: EM iterations per segment.
         noise_rank: NMF rank of the noise (8, as in the references).
@@ -134,7 +135,8 @@ def enhance(
     if encoder is None:
         raise ZooInputError(
             "encoder: enhancement needs the prior's trained encoder (VEM starts from it, MCEM "
-            "and mean-field VEM initialise with it); zoo.load(path) returns (prior, encoder)"
+            "and mean-field VEM initialise with it); zoo.checkpoint.load_checkpoint(path) "
+            "returns both (.model, .guide)"
         )
     device = default_device(device)
     prior = copy.deepcopy(prior).to(device).requires_grad_(False).eval()
