@@ -155,6 +155,10 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m zoo",
         description="Pyro model zoo for audio-visual speech: data, training, unsupervised enhancement.",
     )
+    parser.add_argument(
+        "--threads", type=int, default=1,
+        help="torch CPU threads (default 1: the zoo's networks are small, and two threads "
+             "competing with other work on a small machine run many times slower than one)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     data = commands.add_parser("data", help="build the built-in corpora")
@@ -214,6 +218,9 @@ def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
     args.argv = argv  # recorded in checkpoints, so a shipped file says how it was made
+    import torch
+
+    torch.set_num_threads(max(1, args.threads))
     try:
         args.func(args)
     except ZooInputError as err:
