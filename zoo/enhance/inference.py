@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import pyro
 import pyro.distributions as dist
@@ -184,7 +184,6 @@ class InferenceResult:
     gain: torch.Tensor
     loss: torch.Tensor
     seconds: float = 0.0
-    extras: dict = field(default_factory=dict)
 
 
 def _init_noise(power, mask, lengths, rank, streams: NoiseStreams, how: str) -> NoiseModel:
